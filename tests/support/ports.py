@@ -21,7 +21,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 30.0, interval: f
         try:
             if predicate():
                 return True
-        except Exception:  # noqa: BLE001 - a server still starting may raise anything
+        except Exception:  # a server still starting may raise anything
             pass
         time.sleep(interval)
     return False
