@@ -477,6 +477,9 @@ class Supervisor:
         timed_out = cancelled = False
         try:
             deadline = time.monotonic() + self.timeout_s
+            # Back off from 1 ms to 50 ms: most scripts finish in a few milliseconds and
+            # a fixed 50 ms poll dominated sync latency (bench/local_invoke.py).
+            delay = 0.001
             while not _exited(proc):
                 if cancel is not None and cancel.is_set():
                     cancelled = True
@@ -484,7 +487,8 @@ class Supervisor:
                 if time.monotonic() >= deadline:
                     timed_out = True
                     break
-                time.sleep(0.05)
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
         finally:
             # The shell is exited-but-unreaped (or still running) here, so its pid and
             # process group id cannot have been reused: killing the group is safe.
@@ -498,10 +502,12 @@ class Supervisor:
         if not _signal_group(pgid, signal.SIGTERM):
             return
         deadline = time.monotonic() + self.kill_grace_s
+        delay = 0.001
         while time.monotonic() < deadline:
             if not _group_alive(pgid, proc):
                 return
-            time.sleep(0.05)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
         _signal_group(pgid, signal.SIGKILL)
 
     # -- outputs -----------------------------------------------------------------------
