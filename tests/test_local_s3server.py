@@ -17,8 +17,6 @@ from bridge.local import s3server
 from bridge.local.s3server import S3ServerError, S3ServerUnavailable, SeaweedS3, find_weed
 from bridge.storage import S3Store
 
-pytest_plugins = ["tests.support.s3"]
-
 Factory = Callable[..., SeaweedS3]
 
 

@@ -17,8 +17,6 @@ from bridge.storage import S3Store
 from bridge.store import Store
 from tests.support.ports import wait_until
 
-pytest_plugins = ["tests.support.s3"]
-
 TIMEOUT = 20.0  # generous: the box may be loaded; the poller itself ticks every 0.1-0.5 s
 
 

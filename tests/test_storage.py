@@ -14,8 +14,6 @@ from bridge.local.s3server import SeaweedS3
 from bridge.storage import PART_SIZE, ObjectInfo, S3Store, StorageError
 from tests.support.ports import free_port
 
-pytest_plugins = ["tests.support.s3"]
-
 
 def unique_bucket(prefix: str = "bkt") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"

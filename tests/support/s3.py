@@ -5,10 +5,7 @@ shared by the session (`seaweed_s3`, `s3_store`, `s3_provider`); tests isolate
 themselves with their own buckets (`s3_bucket` creates and removes one). Tests that
 restart or break the server start their own with the `seaweed_factory` fixture.
 
-Use from a test module (register the module as a plugin rather than importing from it:
-an import before registration disables pytest's assertion rewriting for it)::
-
-    pytest_plugins = ["tests.support.s3"]
+tests/conftest.py registers this module as a plugin, so tests name the fixtures::
 
     def test_x(s3_store, s3_bucket, seaweed_factory): ...
 """
