@@ -11,4 +11,4 @@ for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY
     os.environ.pop(var, None)
 os.environ["NO_PROXY"] = "127.0.0.1,localhost"
 
-pytest_plugins = ["tests.support.s3", "tests.support.local_runtime"]
+pytest_plugins = ["tests.support.s3", "tests.support.local_runtime", "tests.support.bridge"]
