@@ -518,3 +518,18 @@ def test_mount_is_checked_like_an_io_entry() -> None:
     )
     good = normalise_service(svc(mount={"storage_provider": "minio", "path": "data"}))
     assert good["mount"] == {"storage_provider": "minio", "path": "demo/data"}
+
+
+def test_fdl_without_base_dir_rejects_a_script_path() -> None:
+    """Received over the network, an FDL naming its script file cannot be inlined."""
+    text = "functions:\n  oscar:\n  - local:\n      name: up\n      image: alpine\n      script: script.sh\n"
+    with pytest.raises(FdlError) as info:
+        parse_fdl(text)
+    (location, message), *_ = info.value.errors
+    assert location == "functions.oscar[0].local.script"
+    assert "script.sh" in message and "inline" in message
+
+
+def test_fdl_without_base_dir_accepts_inline_script_text() -> None:
+    text = "functions:\n  oscar:\n  - local:\n      name: up\n      image: alpine\n      script: echo hi\n"
+    assert parse_fdl(text).services[0].service["script"] == "echo hi"

@@ -215,6 +215,15 @@ def _parse_fdl_map(data: dict, base_dir: str | os.PathLike[str] | None) -> Fdl:
             errors.add(loc, f"must be a service map, got {_type_name(svc)}")
             continue
         svc = _with_fdl_level(svc, providers, clusters if isinstance(clusters, dict) else {})
+        if base_dir is None and _looks_like_script_path(svc.get("script")):
+            # An FDL names its script by path, but nothing is read from disk here: storing
+            # the path as the script text would only fail later, at the first invocation.
+            errors.add(
+                _at(loc, "script"),
+                f"'{svc['script']}' is a path to a script file, which cannot be read here: "
+                "inline the script text (script: |) or apply the file with `oscar-bridge apply`",
+            )
+            continue
         try:
             normalised = normalise_service(svc, loc, base_dir=base_dir, inline_script=base_dir is not None)
         except FdlError as exc:
@@ -336,6 +345,14 @@ def normalise_service(
             out["mount"] = mount
     errors.raise_if_any()
     return out
+
+
+_SCRIPT_PATH = re.compile(r"[\w./-]+\.(?:sh|bash|py)")
+
+
+def _looks_like_script_path(script: object) -> bool:
+    """A one-word value ending in .sh/.bash/.py: a file name, not a script."""
+    return isinstance(script, str) and _SCRIPT_PATH.fullmatch(script.strip()) is not None
 
 
 def _normalise_script(
