@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -74,6 +77,17 @@ class Metrics:
             if hist is None:
                 hist = self._durations[key] = _Histogram(self._buckets)
             hist.observe(max(0.0, seconds))
+
+    @contextmanager
+    def timed_invocation(self, cluster: str, service: str, mode: str) -> Iterator[None]:
+        """Observe the block as one invocation: an exception counts it as an error."""
+        started = time.perf_counter()
+        try:
+            yield
+        except BaseException:
+            self.observe_invocation(cluster, service, mode, time.perf_counter() - started, False)
+            raise
+        self.observe_invocation(cluster, service, mode, time.perf_counter() - started, True)
 
     def count_error(self, kind: str) -> None:
         """An error answered by the bridge, by kind (http_404, upstream_unavailable...)."""

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
 from bridge.oscar import codec
-from bridge.oscar.errors import OscarError
 from bridge.server.context import ctx
 from bridge.server.openapi import UPSTREAM_ERRORS, error_responses, path_param
 
@@ -90,14 +88,9 @@ def invoke(cluster: str, service: str) -> Response:
     context = ctx()
     client = context.registry.client(cluster)
     body, content_type = request_body()
-    started = time.perf_counter()
-    try:
+    with context.metrics.timed_invocation(cluster, service, "sync"):
         resp = client.run(service, body, content_type)
-    except OscarError:
-        context.metrics.observe_invocation(cluster, service, "sync", time.perf_counter() - started, False)
-        raise
     out = codec.decode_output(resp.content, resp.headers.get(codec.OUTPUT_HINT_HEADER))
-    context.metrics.observe_invocation(cluster, service, "sync", time.perf_counter() - started, True)
     return output_response(out)
 
 

@@ -14,7 +14,6 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from bridge.oscar.errors import OscarError
 from bridge.server.api.invoke import request_body
 from bridge.server.context import BridgeContext, ctx
 from bridge.server.errors import ApiError
@@ -83,13 +82,8 @@ def submit(cluster: str, service: str) -> Any:
     context = ctx()
     client = context.registry.client(cluster)
     body, content_type = request_body()
-    started = time.perf_counter()
-    try:
+    with context.metrics.timed_invocation(cluster, service, "async"):
         job = client.submit_job(service, body, content_type)
-    except OscarError:
-        context.metrics.observe_invocation(cluster, service, "async", time.perf_counter() - started, False)
-        raise
-    context.metrics.observe_invocation(cluster, service, "async", time.perf_counter() - started, True)
     context.metrics.count_job(cluster, service, "submitted")
     record = {
         "job": job,
