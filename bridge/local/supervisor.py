@@ -660,18 +660,24 @@ def _group_alive(pgid: int, proc: Any) -> bool:
         return False
     # The shell itself may be an unreaped zombie keeping the group "alive": only other
     # members count. /proc tells us on Linux; elsewhere assume alive until the grace ends.
-    proc_dir = Path("/proc")
-    if not proc_dir.is_dir():
+    if not os.path.isdir("/proc"):
         return True
-    for entry in proc_dir.iterdir():
-        if not entry.name.isdigit():
+    # Raw os calls rather than pathlib: this scan runs once per invocation and was the
+    # largest part of a trivial sync call's latency.
+    wanted = str(pgid).encode()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
             continue
         try:
-            stat = (entry / "stat").read_text()
+            fd = os.open(f"/proc/{name}/stat", os.O_RDONLY)
+            try:
+                stat = os.read(fd, 1024)
+            finally:
+                os.close(fd)
         except OSError:
             continue
-        fields = stat.rsplit(")", 1)[-1].split()
+        fields = stat.rsplit(b")", 1)[-1].split()
         # fields: state ppid pgrp ...
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+        if len(fields) > 2 and fields[2] == wanted and fields[0] != b"Z":
             return True
     return False
