@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import uuid
 
 import boto3
 import pytest
@@ -17,12 +16,8 @@ import requests
 from botocore.config import Config
 
 from bridge.local.runtime import LocalRuntime
+from tests.support.local_runtime import unique_name
 from tests.support.ports import wait_until
-
-
-def unique_name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
 
 ECHO_ORDER = [
     "name",

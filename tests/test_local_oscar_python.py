@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import uuid
 from pathlib import Path
 
 import pytest
@@ -17,12 +16,8 @@ import requests
 from oscar_python.client import Client
 
 from bridge.local.runtime import LocalRuntime
+from tests.support.local_runtime import unique_name
 from tests.support.ports import wait_until
-
-
-def unique_name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
 
 SCRIPT = """#!/bin/sh
 # Copy the input to an output file named after it: sync calls answer its base64,
